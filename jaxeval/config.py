@@ -4,11 +4,17 @@ Config files (``configs/*.py``) define ``get_config()`` returning ``base_config(
 ``validate(config)`` checks every field against the schema: an unknown field (a typo in a config
 file, or ``--config.x=...``) is an error listing the known fields, and each value is checked
 against its allowed type and range.
+
+A study adds its own group of fields (``config.variance``, ``config.scaling``, ...): its module
+``jaxeval.studies.<study>`` defines ``CONFIG_GROUP`` (a dict of defaults) and
+``check_config(cfg)`` (raises ValueError naming the field, value and what is allowed).
+``base_config("variance")`` includes that group; ``validate(config, "variance")`` checks it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from typing import Any
 
@@ -32,8 +38,18 @@ def _optimizer(lr: float, epochs: int, batch_size: int, weight_decay: float) -> 
     }
 
 
-def base_config() -> ml_collections.ConfigDict:
-    """All fields with their defaults (the default study: digits, MLP, 8 seeds)."""
+STUDIES = ("seeds", "variance", "scaling", "multitask", "compare")
+
+
+def _study_module(study: str):
+    if study not in STUDIES:
+        raise ValueError(f"study={study!r} is not known; the studies are {STUDIES}")
+    return importlib.import_module(f"jaxeval.studies.{study}")
+
+
+def base_config(study: str | None = None) -> ml_collections.ConfigDict:
+    """All fields with their defaults (the default study: digits, MLP, 8 seeds), plus the group
+    ``config.<study>`` of ``study``'s own fields when the study has one."""
     cfg = {
         "seed": 0,  # root seed of every stream
         "num_seeds": 8,  # finetuning replicates per pretrained model
@@ -71,6 +87,10 @@ def base_config() -> ml_collections.ConfigDict:
         },
         "eval": {"batch_size": 1024, "ece_bins": 15},
     }
+    if study is not None:
+        group = getattr(_study_module(study), "CONFIG_GROUP", None)
+        if group is not None:
+            cfg[study] = group
     return ml_collections.ConfigDict(cfg)
 
 
@@ -125,11 +145,12 @@ def _check_optimizer(cfg, group: str) -> None:
     _check(g.grad_clip >= 0, f"{group}.grad_clip", g.grad_clip, "must be >= 0 (0 = no clipping)")
 
 
-def validate(config) -> ml_collections.ConfigDict:
-    """Returns a complete, checked copy of ``config`` (a ConfigDict or dict); raises ValueError."""
+def validate(config, study: str | None = None) -> ml_collections.ConfigDict:
+    """Returns a complete, checked copy of ``config`` (a ConfigDict or dict) for ``study`` (None:
+    the common fields only); raises ValueError."""
     from jaxeval import data  # late: data imports tfds
 
-    schema = base_config()
+    schema = base_config(study)
     _known(schema, config, "")
     cfg = _fill(schema, config)
     seed = cfg.seed
@@ -159,6 +180,10 @@ def validate(config) -> ml_collections.ConfigDict:
            "finetune.modes", modes, f"a non-empty tuple of distinct modes from {MODES}")
     _check_optimizer(cfg, "pretrain")
     _check_optimizer(cfg, "finetune")
+    if study is not None:
+        check = getattr(_study_module(study), "check_config", None)
+        if check is not None:
+            check(cfg)
     cfg.lock()
     return cfg
 
@@ -171,3 +196,8 @@ def to_dict(cfg) -> dict:
 def config_hash(cfg) -> str:
     """sha256 of the canonical JSON of the (validated) config."""
     return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()
+
+
+# For studies' ``check_config``: the same messages as the common fields.
+check = _check
+check_positive_int = _posint

@@ -148,7 +148,7 @@ def run_in_workdir(study: str, config, compute: Callable[[Any, Callable], Output
                    workdir: str | Path | None, log=print) -> Output:
     """Validates ``config``, runs ``compute(cfg, log)`` and writes its files with status tracking."""
     log = log or (lambda *a, **k: None)
-    cfg = config_lib.validate(config)
+    cfg = config_lib.validate(config, study)
     chash = config_lib.config_hash(cfg)
     t0 = time.perf_counter()
     manifest: dict[str, Any] = {"study": study, "config_hash": chash, "chunk_width": cfg.chunk_width, "seed": cfg.seed}
