@@ -82,20 +82,34 @@ def pretrain_sweep(cfg, model, x_train, root, num_seeds: int | None = None, *, o
 
 
 def finetune_sweep(cfg, model, task, encoders, root, mode: str, des: dict, *, chunk_width: int | None = None,
-                   on_chunk=None) -> dict:
+                   on_chunk=None, eval_train: bool = False) -> dict:
     """Finetunes and evaluates every replicate of the design ``des`` (``{stream: int32[R]}`` with a
     ``pretrain`` column indexing ``encoders``) in ``mode``; outputs stacked ``[R, ...]``:
-    ``params``, ``train`` (loss, checksums), ``predictions`` (per example), ``metrics``."""
-    finetune = make_finetune(model, cfg.finetune, task["x_train"].shape[0], mode=mode)
+    ``params``, ``train`` (loss, checksums), ``predictions`` (per test example), ``metrics``.
+
+    An optional ``des["train_index"]`` (``int32[R, n]``) trains replicate r on the training
+    examples ``train_index[r]`` only (folds, bootstrap samples: one shape, so one program);
+    ``eval_train=True`` adds ``train_predictions`` on the whole training split (held-out folds).
+    """
+    sub = "train_index" in des
+    n = np.shape(des["train_index"])[1] if sub else task["x_train"].shape[0]
+    finetune = make_finetune(model, cfg.finetune, n, mode=mode)
 
     def one(rep, shared):
         enc_stack, t = shared
         encoder = None if enc_stack is None else sweep.take(enc_stack, rep["pretrain"])
         rep_keys = keys_lib.replicate_keys(root, {k: rep[k] for k in keys_lib.FINETUNE_STREAMS})
-        params, train = finetune(encoder, t["x_train"], t["y_train"], keys=rep_keys)
+        x, y = t["x_train"], t["y_train"]
+        if sub:
+            x, y = x[rep["train_index"]], y[rep["train_index"]]
+        params, train = finetune(encoder, x, y, keys=rep_keys)
         preds, metrics = evaluate(model, params, t["x_test"], t["y_test"],
                                   batch_size=cfg.eval.batch_size, ece_bins=cfg.eval.ece_bins)
-        return {"params": params, "train": train, "predictions": preds._asdict(), "metrics": metrics}
+        out = {"params": params, "train": train, "predictions": preds._asdict(), "metrics": metrics}
+        if eval_train:
+            out["train_predictions"] = evaluate(model, params, t["x_train"], t["y_train"],
+                                                batch_size=cfg.eval.batch_size, ece_bins=cfg.eval.ece_bins)[0]._asdict()
+        return out
 
     return sweep.run(one, des, (encoders, task), chunk_width=chunk_width or cfg.chunk_width, on_chunk=on_chunk)
 
