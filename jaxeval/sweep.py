@@ -12,7 +12,7 @@ different, statistically equivalent program.) A single run is a sweep of one, pa
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +42,18 @@ def pad_to_chunks(per_replicate: PyTree, chunk_width: int) -> tuple[PyTree, int]
         return np.concatenate([a, np.repeat(a[:1], pad, axis=0)]) if pad else a
 
     return jax.tree_util.tree_map(_pad, per_replicate), n_chunks
+
+
+class ChunkStore(Protocol):
+    """Where a sweep keeps its finished chunks (checkpoints for resume).
+
+    ``load(i)`` returns chunk ``i``'s outputs (host pytree, leading axis ``chunk_width``) or
+    ``None`` when it is not there; ``save(i, out)`` stores them atomically.
+    """
+
+    def load(self, index: int) -> PyTree | None: ...
+
+    def save(self, index: int, out: PyTree) -> None: ...
 
 
 _COMPILED: "weakref.WeakKeyDictionary[Callable, Callable]" = weakref.WeakKeyDictionary()
@@ -74,12 +86,15 @@ def run(
     *,
     chunk_width: int,
     on_chunk: Callable[[int, int], None] | None = None,
+    store: "ChunkStore | None" = None,
 ) -> PyTree:
     """``fn(rep, shared) -> out`` over all replicates; returns ``out`` stacked ``[R, ...]`` (numpy).
 
     ``per_replicate``: pytree of host arrays with leading axis ``R`` (e.g. stream indices).
     ``shared``: pytree broadcast to every replicate (``in_axes=None``: data, pretrained params).
     ``on_chunk(i, n_chunks)`` is called after each finished chunk (progress).
+    ``store``: finished chunks are saved to it and, when it already holds chunk ``i`` (a resumed
+    run), loaded instead of recomputed (see ``ChunkStore``).
     """
     chunk_width = check_chunk_width(chunk_width)
     r = num_replicates(per_replicate)
@@ -88,7 +103,12 @@ def run(
     outs = []
     for c in range(n_chunks):
         chunk = jax.tree_util.tree_map(lambda a: a[c * chunk_width : (c + 1) * chunk_width], padded)
-        outs.append(jax.device_get(step(chunk, shared)))
+        out = store.load(c) if store is not None else None
+        if out is None:
+            out = jax.device_get(step(chunk, shared))
+            if store is not None:
+                store.save(c, out)
+        outs.append(out)
         if on_chunk is not None:
             on_chunk(c, n_chunks)
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:r], *outs)
