@@ -487,7 +487,7 @@ def report(workdir: str | Path) -> list[str]:
             ax.invert_yaxis()
             ax.set_xlabel(f"standard deviation of {metric} ({'fraction' if metric != 'nll' else 'nats'})")
             ax.set_title(f"{mode} finetuning: {metric}")
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="best", fontsize=8)
             lines += [f"### {mode}: {metric}", "", "| component | variance | sd | CI | share |", "|---|---|---|---|---|"]
             for c in comp["components"]:
                 share = "" if c["share"] is None else f"{c['share']:.1%}"
