@@ -54,6 +54,10 @@ def base_config(study: str | None = None) -> ml_collections.ConfigDict:
         "seed": 0,  # root seed of every stream
         "num_seeds": 8,  # finetuning replicates per pretrained model
         "chunk_width": 8,  # replicates per compiled vmapped program (DESIGN §4)
+        # Devices the replicate axis is sharded over (jaxeval.sweep.make_mesh): 1 = the default
+        # device; 0 = all devices (of every process under jax.distributed); n = the first n.
+        # Each device runs whole chunks of chunk_width replicates: the bits do not change.
+        "devices": 1,
         "dataset": {
             "name": "digits",
             "data_dir": "",  # "" -> $JAXEVAL_DATA_DIR or ~/.cache/jaxeval/tfds
@@ -157,6 +161,8 @@ def validate(config, study: str | None = None) -> ml_collections.ConfigDict:
     _check(isinstance(seed, int) and 0 <= seed < 2**32, "seed", seed, "an integer in [0, 2**32)")
     for f in ("num_seeds", "chunk_width", "eval.batch_size", "eval.ece_bins", "pretrain.num_seeds"):
         _posint(cfg, f)
+    _check(isinstance(cfg.devices, int) and not isinstance(cfg.devices, bool) and cfg.devices >= 0, "devices",
+           cfg.devices, "an integer >= 0 (0 = all devices, 1 = the default device, n = the first n devices)")
     known = data.known_datasets()
     _check(cfg.dataset.name in known, "dataset.name", cfg.dataset.name, f"one of {known}")
     _check(
@@ -194,8 +200,11 @@ def to_dict(cfg) -> dict:
 
 
 def config_hash(cfg) -> str:
-    """sha256 of the canonical JSON of the (validated) config."""
-    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()
+    """sha256 of the canonical JSON of the (validated) config, without ``devices``: the bits do
+    not depend on how many devices run the chunks (tested), so a study may resume on others."""
+    d = to_dict(cfg)
+    d.pop("devices", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 
 # For studies' ``check_config``: the same messages as the common fields.

@@ -27,15 +27,22 @@ def versions() -> dict[str, str]:
 
 
 def runtime() -> dict[str, Any]:
-    """Backend, device kind and count, XLA flags, PRNG and precision settings."""
+    """Backend, device kind and count, XLA flags, PRNG and precision settings; ``exact``: the
+    determinism mode of ``jaxeval.runtime`` (``mode`` exact/inexact/None, the GPU
+    deterministic-ops flag, CPU devices, jax.distributed)."""
+    from jaxeval import runtime as runtime_lib
+
     devices = jax.devices()
     return {
         "backend": jax.default_backend(),
         "device_kind": devices[0].device_kind,
         "device_count": len(devices),
+        "local_device_count": jax.local_device_count(),
         "process_count": jax.process_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "exact": runtime_lib.settings(),
         "prng_impl": jax.config.jax_default_prng_impl,
+        "threefry_partitionable": bool(jax.config.jax_threefry_partitionable),
         "enable_x64": bool(jax.config.jax_enable_x64),
         "default_matmul_precision": jax.config.jax_default_matmul_precision,
         "platform": platform.platform(),

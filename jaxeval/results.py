@@ -3,6 +3,10 @@
 A workdir holds one study. ``manifest.json`` says ``running`` while a study runs, ``complete``
 only after every other file is written, and ``failed`` (with the reason) if it raised; a reader
 must check ``status == "complete"`` before trusting anything else in the folder.
+
+Under ``jax.distributed`` every process runs the same study, and only process 0 writes: every
+writer here is a no-op on the other processes (``is_writer()``), so studies call them as usual.
+Code that writes files by other means must check ``is_writer()`` itself.
 """
 
 from __future__ import annotations
@@ -34,8 +38,18 @@ def _jsonable(obj: Any):
     return obj
 
 
+def is_writer() -> bool:
+    """Whether this process writes results: process 0 under ``jax.distributed``, else always."""
+    from jaxeval import distributed
+
+    return distributed.is_writer()
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` atomically (same-folder temp file, fsync, rename)."""
+    """Writes ``data`` to ``path`` atomically (same-folder temp file, fsync, rename); a no-op on
+    processes other than 0 under ``jax.distributed`` (see ``is_writer``)."""
+    if not is_writer():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

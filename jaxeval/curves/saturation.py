@@ -18,6 +18,13 @@ The verdict is about the largest observed size ``n_max`` (would doubling it help
 * ``"cannot tell"``: otherwise (the gain's interval straddles ``epsilon``), or when the point fit
   did not converge, or when fewer than half of the resamples survived the exclusion rule;
   the ``reason`` says which, with the numbers.
+
+Model-free check, always reported: the *observed* gain per doubling over the last step of the
+grid, ``(mean(n_{S-1}) - mean(n_S)) / log2(n_S / n_{S-1})``, on the same joint bootstrap draws
+(expanded like the refits). For a curve that flattens it is an upper bound of the gain beyond
+``n_max``. When the family is LCDB's ``last1`` (a flat line: its refits predict a gain of exactly
+0, so it cannot give evidence either way) the verdict is made from this observed gain instead,
+with the same thresholds, and the reason says so.
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ class Saturation(NamedTuple):
     limit: float  # point fit's f(inf) (nan if none)
     limit_lo: float
     limit_hi: float
+    observed_gain: float  # model-free gain per doubling over the last grid step
+    observed_gain_lo: float
+    observed_gain_hi: float
+    p_observed_small: float  # P(observed gain per doubling < epsilon) over the joint resamples
 
     def summary(self) -> dict:
         return {
@@ -68,6 +79,12 @@ class Saturation(NamedTuple):
             "n_saturation_ci": [json_num(self.n_saturation_lo), json_num(self.n_saturation_hi)],
             "limit": json_num(self.limit),
             "limit_ci": [json_num(self.limit_lo), json_num(self.limit_hi)],
+            "observed_gain_per_doubling": {
+                "from": float(self.sizes[-2]), "to": float(self.sizes[-1]), "estimate": json_num(self.observed_gain),
+                "ci": [json_num(self.observed_gain_lo), json_num(self.observed_gain_hi)],
+                "p_below_epsilon": json_num(self.p_observed_small),
+                "method": "(mean at n_{S-1} - mean at n_S) / log2(n_S / n_{S-1}), joint seed bootstrap, no model",
+            },
         }
 
 
@@ -161,11 +178,25 @@ def saturation(boot: CurveBootstrap, *, epsilon: float, higher_is_better: bool =
     fin = np.isfinite(lim_b)
     llo, lhi = _pct(expand(lim_b[fin], lim_pt[0], k), level) if fin.any() else (np.nan, np.nan)
 
+    # model-free: the observed gain per doubling over the last grid step, on the joint resamples
+    order = np.argsort(np.asarray(boot.sizes, float))
+    m0, mb = np.asarray(boot.mean_curve, float)[order], np.asarray(boot.resample_means, float)[:, order]
+    doublings = np.log2(sizes[-1] / sizes[-2]) if sizes.size > 1 else np.nan
+    og = sign * (m0[-2] - m0[-1]) / doublings if sizes.size > 1 else np.nan
+    ogb = expand(sign * (mb[:, -2] - mb[:, -1]) / doublings, og, boot.inflation) if sizes.size > 1 else np.zeros(0)
+    oglo, oghi = _pct(ogb, level) if ogb.size else (np.nan, np.nan)
+    p_obs = float(np.mean(ogb < epsilon)) if ogb.size else np.nan
+
     n_max = sizes.max()
     q = float(p_small[-1])
     used, total = int(boot.used.sum()), int(boot.used.shape[0])
     where = (f"doubling n from {n_max:g} to {2 * n_max:g} gains {gain[-1]:.4g} "
              f"({level:.0%} CI {glo[-1]:.4g} to {ghi[-1]:.4g}); P(gain < epsilon={epsilon:g}) = {q:.3f}")
+    if fam.last_value and sizes.size > 1:
+        q = p_obs
+        where = (f"{fam.name} (a flat line) predicts no gain by construction, so the verdict uses the observed gain "
+                 f"per doubling from n = {sizes[-2]:g} to {n_max:g}: {og:.4g} ({level:.0%} CI {oglo:.4g} to "
+                 f"{oghi:.4g}); P(gain < epsilon={epsilon:g}) = {q:.3f}")
     if not boot.converged:
         verdict, reason = "cannot tell", f"the point fit of {fam.name} did not converge; " + where
     elif used < total / 2:
@@ -176,9 +207,10 @@ def saturation(boot: CurveBootstrap, *, epsilon: float, higher_is_better: bool =
     elif q <= 1 - level:
         verdict, reason = "not saturated", where + f" <= {1 - level:.3g}"
     else:
-        verdict, reason = "cannot tell", (where + f": the gain's interval straddles epsilon (more seeds or larger "
+        verdict, reason = "cannot tell", (where + ": the gain's interval straddles epsilon (more seeds or larger "
                                           "sizes would narrow it)")
     return Saturation(
         verdict=verdict, reason=reason, epsilon=float(epsilon), level=level, higher_is_better=bool(higher_is_better),
         sizes=sizes, gain=gain, gain_lo=glo, gain_hi=ghi, p_small_gain=p_small, n_saturation=float(n_pt[0]),
-        n_saturation_lo=nlo, n_saturation_hi=nhi, limit=float(lim_pt[0]), limit_lo=llo, limit_hi=lhi)
+        n_saturation_lo=nlo, n_saturation_hi=nhi, limit=float(lim_pt[0]), limit_lo=llo, limit_hi=lhi,
+        observed_gain=float(og), observed_gain_lo=float(oglo), observed_gain_hi=float(oghi), p_observed_small=p_obs)

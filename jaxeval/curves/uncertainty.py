@@ -62,6 +62,7 @@ class CurveBootstrap(NamedTuple):
     level: float
     sizes: np.ndarray  # [S]
     mean_curve: np.ndarray  # [S] mean over seeds
+    resample_means: np.ndarray  # [B, S] mean curve of every resample (the same seeds at every size)
     fit: CurveFit  # row 0: the original mean curve; rows 1..B: the resamples
     params: np.ndarray  # [B, p] best parameters per resample
     used: np.ndarray  # [B] bool, resamples kept by the exclusion rule
@@ -96,9 +97,11 @@ class CurveBootstrap(NamedTuple):
 
     def extrapolate(self, x):
         """``(estimate, lo, hi)`` at ``x``: point fit and (expanded, in the fit space) percentile CI
-        of the refits."""
+        of the refits (NaN when fewer than 2 refits were used)."""
         x = np.atleast_1d(np.asarray(x, float))
         est = self.fit.predict(x, row=0)
+        if self.used.sum() < 2:  # too few refits survived the exclusion rule: no interval
+            return est, np.full(x.shape, np.nan), np.full(x.shape, np.nan)
         log = self.objective["space"] == "log"
         with np.errstate(invalid="ignore", divide="ignore"):
             reps = np.log(self.resample_curves(x)) if log else self.resample_curves(x)
@@ -222,6 +225,7 @@ def bootstrap_curve(family, sizes, scores, *, key, num_resamples: int = 200, lev
     used = fit.best_converged[1:] & np.all(np.isfinite(sc[1:]), axis=1)
     p = fam.num_params
     k = small_sample_inflation(scores.shape[0], level) if small_sample else 1.0
+    mlo, mhi, mcrit = sup_t_band(sm[0], sm[1:], level, k)  # model-free: every resample, whatever the fits did
     if used.sum() >= 2:
         # parameters are expanded in the fitted (unconstrained) space, so positive ones stay positive
         pos = np.asarray(fam.positive)
@@ -230,14 +234,14 @@ def bootstrap_curve(family, sizes, scores, *, key, num_resamples: int = 200, lev
         plo, phi = (np.where(pos, np.exp(np.where(pos, t, 0.0)), t) for t in (tlo, thi))
         blo, bhi, crit = sup_t_band(sc[0], sc[1:][used], level, k)
         qlo, qhi = _percentile(expand(sc[1:][used], sc[0], k), level)
-        mlo, mhi, mcrit = sup_t_band(sm[0], sm[1:], level, k)  # model-free: every resample
     else:
-        nan_p, nan_m, nan_s = np.full(p, np.nan), np.full(x_eval.shape, np.nan), np.full(sizes.shape, np.nan)
-        plo, phi, blo, bhi, qlo, qhi, mlo, mhi = nan_p, nan_p, nan_m, nan_m, nan_m, nan_m, nan_s, nan_s
-        crit = mcrit = float("nan")
+        nan_p, nan_m = np.full(p, np.nan), np.full(x_eval.shape, np.nan)
+        plo, phi, blo, bhi, qlo, qhi = nan_p, nan_p, nan_m, nan_m, nan_m, nan_m
+        crit = float("nan")
     return CurveBootstrap(
         family=fam.name, param_names=fam.param_names, objective=obj.describe(), level=float(level), sizes=sizes,
-        mean_curve=mean, fit=fit, params=params, used=used, seed_indices=idx, param_lo=plo, param_hi=phi,
+        mean_curve=mean, resample_means=resampled, fit=fit, params=params, used=used, seed_indices=idx,
+        param_lo=plo, param_hi=phi,
         x_eval=x_eval, curve=curves[0], band_lo=from_space(blo), band_hi=from_space(bhi),
         pointwise_lo=from_space(qlo), pointwise_hi=from_space(qhi), band_crit=crit,
         mean_band_lo=from_space(mlo), mean_band_hi=from_space(mhi), mean_band_crit=mcrit, inflation=k)

@@ -135,13 +135,13 @@ def _key(root, part: int, mode_index: int, metric_index: int = 0) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(keys_lib.stream(root, "bootstrap", part), mode_index), metric_index)
 
 
-def diverged_rows(fin: dict) -> np.ndarray:
-    """``bool[R]``: replicates whose training loss or test metrics are not finite."""
-    loss_bad = ~np.isfinite(np.asarray(fin["train"]["loss"])).all(axis=-1)
+def diverged_rows(fin: dict, pretrain_of: np.ndarray | None = None, pre: dict | None = None) -> np.ndarray:
+    """``bool[R]``: replicates that diverged (``base.diverged_mask``), whose pretrained model
+    (``pre["diverged_step"][pretrain_of[r]]``) diverged, or whose test metrics are not finite."""
     metric_bad = ~np.all([np.isfinite(np.asarray(fin["metrics"][m])) for m in METRICS], axis=0)
-    bad = loss_bad | metric_bad
-    if "diverged_step" in fin["train"]:
-        bad |= np.asarray(fin["train"]["diverged_step"]) >= 0
+    bad = base.diverged_mask(fin["train"]) | metric_bad
+    if pre is not None and "diverged_step" in pre and pretrain_of is not None:
+        bad |= np.asarray(pre["diverged_step"])[np.asarray(pretrain_of)] >= 0
     return bad
 
 
@@ -339,11 +339,11 @@ def compute(cfg, log) -> base.Output:
         log(f"finetuning ({mode}): {des} in chunks of {cfg.chunk_width} ...")
         fin[mode] = res = base.finetune_sweep(cfg, model, task, encoders, root, mode, cols,
                                               eval_train=v.cv == "bootstrap632")
-        bad = diverged_rows(res)
+        bad = diverged_rows(res, cols["pretrain"], pre)
         ms: dict[str, Any] = {"excluded": {
             "replicates": np.flatnonzero(bad).tolist(),
-            "rule": ("a replicate whose training loss or any test metric is not finite (or that diverged) is "
-                     f"missing; missing replicates are handled by variance.missing={v.missing!r}"),
+            "rule": (f"{base.DIVERGENCE_RULE} (also: any non-finite test metric); in the variance components "
+                     f"such a replicate is a missing cell, handled by variance.missing={v.missing!r}"),
         }}
         for ki, metric in enumerate(v.metrics):
             scores = np.where(bad, np.nan, np.asarray(res["metrics"][metric], np.float64))
@@ -371,6 +371,12 @@ def compute(cfg, log) -> base.Output:
         summary["modes"][mode] = ms
     if pre is not None:
         summary["pretrain_loss"] = base.t_summary(pre["loss"][:, -1])
+    sweeps = {f"finetune_{mode}": (r["train"], cols) for mode, r in fin.items()}
+    sweeps.update({f"cv_{mode}": (r["train"], {k: c for k, c in plan["columns"].items() if k != "train_index"})
+                   for mode, r in cv.items()})
+    if pre is not None:
+        sweeps["pretrain"] = (pre, None)
+    summary["divergence"] = base.divergence(sweeps)
     fingerprints = {
         "pretrain_params": provenance.fingerprint(pre) if pre is not None else None,
         **{f"{mode}_{part}": provenance.fingerprint(r[part]) for mode, r in fin.items()
@@ -388,23 +394,27 @@ def compute(cfg, log) -> base.Output:
                        extra={"design": des, "pretrain": pre, "finetune": fin, "cv": cv})
 
 
-REPLICATE_COLUMNS = ("replicate", "pretrain", "init", "data", "dropout", "mode", "metric", "value")
+REPLICATE_COLUMNS = ("replicate", "pretrain", "init", "data", "dropout", "mode", "diverged_step", "metric", "value")
 
 
 def replicate_rows(cfg, num_train: int, cols, fin) -> list[dict]:
     rows = []
     for mode, res in fin.items():
+        steps = res["train"].get("diverged_step", np.full(cols["init"].shape[0], -1))
         for r in range(cols["init"].shape[0]):
             for name in METRICS:
                 rows.append({"replicate": r, **{k: int(cols[k][r]) for k in ("pretrain", "init", "data", "dropout")},
-                             "mode": mode, "metric": name, "value": float(res["metrics"][name][r])})
+                             "mode": mode, "diverged_step": int(steps[r]), "metric": name,
+                             "value": float(res["metrics"][name][r])})
     return rows
 
 
-def run(config, *, workdir: str | Path | None = None, log=print) -> StudyResult:
-    """Runs the study; writes config.json, manifest.json, replicates.csv, summary.json and
-    correct_<mode>.npz (the replicate x test-example correctness matrix) into ``workdir``."""
-    out = base.run_in_workdir("variance", config, compute, workdir=workdir, log=log)
+def run(config, *, workdir: str | Path | None = None, log=print, progress=None, report: bool = True) -> StudyResult:
+    """Runs the study; writes config.json, manifest.json, replicates.csv, summary.json,
+    correct_<mode>.npz (the replicate x test-example correctness matrix) and report.md into
+    ``workdir`` (resuming from its checkpoints; see ``base.run_in_workdir``)."""
+    out = base.run_in_workdir("variance", config, compute, workdir=workdir, log=log, progress=progress,
+                              report=report)
     e = out.extra
     return StudyResult(config=config, design=e["design"], pretrain=e["pretrain"], finetune=e["finetune"],
                        summary=out.summary, manifest=out.manifest)

@@ -1,7 +1,7 @@
 """Training: optimizer, the jitted epoch/batch loop, self-supervised pretraining, finetuning."""
 
 from jaxeval.train.finetune import evaluate, make_finetune
-from jaxeval.train.loop import batch_indices, scan_epochs, steps_per_epoch
+from jaxeval.train.loop import batch_indices, guarded_scan_epochs, scan_epochs, steps_per_epoch
 from jaxeval.train.optim import make_optimizer
 from jaxeval.train.pretrain import make_pretrain
 
@@ -11,6 +11,7 @@ __all__ = [
     "make_finetune",
     "make_optimizer",
     "make_pretrain",
+    "guarded_scan_epochs",
     "scan_epochs",
     "steps_per_epoch",
 ]

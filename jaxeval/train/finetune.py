@@ -11,7 +11,7 @@ import optax
 from jaxeval import metrics as metrics_lib
 from jaxeval import models
 from jaxeval.keys import step_key
-from jaxeval.train.loop import scan_epochs, steps_per_epoch
+from jaxeval.train.loop import guarded_scan_epochs, scan_epochs, steps_per_epoch
 from jaxeval.train.optim import make_optimizer
 
 MODES = ("full", "probe")
@@ -27,7 +27,7 @@ def tree_checksum(tree) -> jax.Array:
     return total
 
 
-def make_finetune(model: models.Model, cfg, num_examples: int, *, mode: str = "full"):
+def make_finetune(model: models.Model, cfg, num_examples: int, *, mode: str = "full", guard: bool = True):
     """Returns ``finetune(encoder, x[N, ...], y[N], *, keys) -> (params, metrics)``.
 
     * ``encoder``: pretrained encoder params, or ``None`` to train from scratch (then the
@@ -36,9 +36,16 @@ def make_finetune(model: models.Model, cfg, num_examples: int, *, mode: str = "f
     * ``mode="full"`` trains everything; ``"probe"`` freezes the encoder (eval mode, no dropout,
       no gradient) and trains the classifier head only.
 
-    ``metrics``: ``loss[epochs]`` (mean train cross-entropy per epoch), ``order_checksum`` and
-    ``init_checksum`` (uint32 digests of the batch order used and of the initial parameters,
-    for reproducibility tests).
+    ``metrics``: ``loss[epochs]`` (mean train cross-entropy per epoch; NaN from the epoch a run
+    diverged in), ``order_checksum`` and ``init_checksum`` (uint32 digests of the batch order used
+    and of the initial parameters, for reproducibility tests; the order digest covers the whole
+    run, diverged or not), ``diverged_step`` (int32: the first step with a non-finite loss or
+    parameter, ``-1`` if none; a non-finite Adam moment shows in the parameters one step later).
+
+    ``guard`` (default on): the divergence guard of ``guarded_scan_epochs`` on the parameters
+    and the loss -- a diverging run returns its last finite parameters (its updates stop
+    there). It is a select beside the arithmetic: a run that does not diverge has the same bits
+    either way. ``guard=False`` omits it (and ``diverged_step``), for tests.
     """
     if mode not in MODES:
         raise ValueError(f"finetune mode={mode!r} is not known; choose one of {MODES}")
@@ -71,11 +78,17 @@ def make_finetune(model: models.Model, cfg, num_examples: int, *, mode: str = "f
             checksum = checksum * jnp.uint32(1000003) + jnp.sum(idx.astype(jnp.uint32) * weights)
             return (optax.apply_updates(params, updates), opt_state, checksum), loss
 
-        (params, _, checksum), losses = scan_epochs(
-            step_fn, (params, tx.init(params), jnp.uint32(0)), data_key=keys["data"],
-            num_examples=num_examples, batch_size=cfg.batch_size, epochs=cfg.epochs,
-        )
-        return params, {"loss": jnp.mean(losses, axis=1), "order_checksum": checksum, "init_checksum": init_sum}
+        carry = (params, tx.init(params), jnp.uint32(0))
+        loop_args = dict(data_key=keys["data"], num_examples=num_examples, batch_size=cfg.batch_size, epochs=cfg.epochs)
+        if guard:
+            (_, _, checksum), losses, diverged, params = guarded_scan_epochs(
+                step_fn, carry, watch=lambda c: c[0], **loop_args)
+        else:
+            (params, _, checksum), losses = scan_epochs(step_fn, carry, **loop_args)
+        metrics = {"loss": jnp.mean(losses, axis=1), "order_checksum": checksum, "init_checksum": init_sum}
+        if guard:
+            metrics["diverged_step"] = diverged
+        return params, metrics
 
     return finetune
 

@@ -103,3 +103,32 @@ def test_unconverged_fit_cannot_tell_and_bad_epsilon():
         saturation(b, epsilon=0.0)
     with pytest.raises(ValueError, match="level"):
         saturation(b, epsilon=1e-3, level=0.4)
+
+
+def test_observed_gain_per_doubling_is_the_model_free_last_step(exp_boot):
+    """The observed gain uses the same joint draws as the refits: its estimate is the mean curve's
+    drop over the last grid step per doubling, its resamples the resampled mean curves' drops."""
+    s = saturation(exp_boot, epsilon=3e-3)
+    m, mb = exp_boot.mean_curve, exp_boot.resample_means
+    d = np.log2(SIZES[-1] / SIZES[-2])
+    assert s.observed_gain == pytest.approx((m[-2] - m[-1]) / d, rel=1e-12)
+    g = s.observed_gain + exp_boot.inflation * ((mb[:, -2] - mb[:, -1]) / d - s.observed_gain)
+    assert s.p_observed_small == pytest.approx(np.mean(g < 3e-3))
+    assert s.observed_gain_lo <= s.observed_gain <= s.observed_gain_hi
+    obs = s.summary()["observed_gain_per_doubling"]
+    assert obs["from"] == SIZES[-2] and obs["to"] == SIZES[-1]
+
+
+@pytest.mark.parametrize("name, params, verdict", [
+    ("exp3", [0.4, 1 / 1000, 0.1], "saturated"),  # flat at the end: the last step gains ~1e-5 per doubling
+    ("powerlaw", [0.05, 2.0, 0.4], "not saturated"),  # still falling: ~0.012 per doubling over the last step
+])
+def test_last1_verdict_comes_from_the_observed_gain(name, params, verdict):
+    """LCDB's last1 (a flat line) predicts a gain of exactly 0 at every size for every refit, so it
+    would call any curve saturated with certainty; its verdict is made from the observed gain per
+    doubling instead, so a curve still falling at the end is 'not saturated' even under last1."""
+    b = bootstrap_curve("last1", SIZES, _scores(name, params, SIZES, 5), key=jax.random.key(4), num_resamples=63)
+    s = saturation(b, epsilon=5e-3)
+    assert np.all(s.gain == 0.0)
+    assert s.verdict == verdict, s.reason
+    assert "observed gain per doubling" in s.reason

@@ -1,8 +1,6 @@
 """The solver: scale-invariant stopping (no early stop on a tiny objective), agreement with scipy,
 status codes, pool scheduling and determinism."""
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import least_squares

@@ -12,7 +12,7 @@ import pytest
 
 from jaxeval import config as config_lib
 from jaxeval import keys as K
-from jaxeval import models, sweep
+from jaxeval import models
 from jaxeval.studies import seeds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,14 +67,19 @@ def test_default_study_beats_probe_and_chance(default_run):
 def test_workdir_files(default_run):
     result, workdir = default_run
     names = {p.name for p in workdir.iterdir()}
-    assert {"config.json", "manifest.json", "replicates.csv", "summary.json"} <= names
+    assert {"config.json", "manifest.json", "replicates.csv", "summary.json", "report.md", "seeds_distributions.png",
+            "checkpoints"} <= names
     assert not [n for n in names if n.endswith(".tmp")]
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["finetune_full", "finetune_probe", "pretrain"]
     manifest = json.loads((workdir / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert manifest["chunk_width"] == 8
     assert manifest["prng"]["impl"] == "threefry2x32"
-    for field in ("versions", "runtime", "config_hash", "design", "dataset", "fingerprints"):
+    for field in ("versions", "runtime", "config_hash", "design", "dataset", "fingerprints", "checkpoints"):
         assert manifest[field], field
+    assert manifest["checkpoints"]["sweeps"]["finetune_full"] == {"chunks": 1, "loaded": 0, "saved": 1,
+                                                                  "corrupt_redone": 0}
+    assert result.summary["divergence"]["count"] == 0
     lines = (workdir / "replicates.csv").read_text().splitlines()
     assert lines[0] == ",".join(seeds.REPLICATE_COLUMNS)
     assert len(lines) == 1 + 2 * 8 * 6  # header + modes x replicates x metrics

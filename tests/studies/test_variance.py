@@ -245,3 +245,13 @@ def test_refuses_interaction_an_ofat_design_cannot_identify():
         config_lib.validate(small_config(**{"variance.design": "ofat", "variance.effects": ("init:data",)}), "variance")
     with pytest.raises(ValueError, match="pretrain.num_seeds"):
         config_lib.validate(small_config(**{"variance.design": "nested"}), "variance")
+
+
+def test_diverged_rows_cover_training_metrics_and_pretraining():
+    from jaxeval.metrics import METRICS
+
+    metrics = {m: np.array([0.5, 0.5, 0.5, np.nan]) for m in METRICS}
+    fin = {"train": {"diverged_step": np.array([-1, 7, -1, -1]), "loss": np.zeros((4, 2))}, "metrics": metrics}
+    assert variance.diverged_rows(fin).tolist() == [False, True, False, True]
+    pre = {"diverged_step": np.array([-1, 2])}
+    assert variance.diverged_rows(fin, np.array([0, 0, 1, 0]), pre).tolist() == [False, True, True, True]
