@@ -6,6 +6,9 @@ Both arms finetune the default study's MLP on digits from scratch with the same 
 and data: (loop) one jitted single-seed function called once per seed; (sweep) ``jaxeval.sweep``
 with chunk widths 1, 8 and 32. Compile time is measured apart (first call); run time is the
 best of ``--repeats`` runs after it. Ratios are against the loop in the same run.
+
+The full comparison (PyTorch baseline, model sizes, GEMM peak, memory, prototypes, the default
+study end to end) is ``benchmarks/bench_engine.py``; see ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
