@@ -346,7 +346,7 @@ class Setup:
                    seeds=n_seeds, steps=self.steps, flops=self.flops, memory=memory)
 
     def sweep_arm(self, n_seeds: int, width: int, one=None, label=None, key=None, devices=None) -> Arm:
-        """``jaxeval.sweep.run``; ``devices=0``: sharded over all devices (``shard_map``, one chunk each)."""
+        """``jaxeval.sweep.run``; ``devices=0``: chunks spread over all devices (the per-device engine, one chunk each)."""
         jax, sweep = self.m["jax"], self.m["sweep"]
         one = one or self.one
         idx = self.indices(n_seeds)
@@ -365,7 +365,7 @@ class Setup:
         pad = -n_seeds % width
         kind = f"chunk {width}" + (" (unchunked)" if width == n_seeds else f" ({pad} padding)" if pad else "")
         if devices is not None:
-            kind += f", devices={devices} (shard_map)"
+            kind += f", devices={devices} (per-device engine)"
         return Arm(key or f"{self.spec_name}/sweep/{n_seeds}/{width}", label or f"sweep {n_seeds} seeds, {kind}",
                    run, seeds=n_seeds, steps=self.steps, flops=self.flops, memory=memory)
 
