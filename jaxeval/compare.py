@@ -13,28 +13,7 @@ resumes after a crash or a kill, with the same bits. ``--quiet`` prints only the
 
 from __future__ import annotations
 
-from absl import app, flags
-from ml_collections import config_flags
-
-from jaxeval import runtime
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/digits_compare.py", "Study config file.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the study's results.", required=True)
-_QUIET = flags.DEFINE_bool("quiet", False, "Print only the final tables and verdicts (no log lines, no progress bars).")
-_INEXACT = flags.DEFINE_bool("inexact", False, "Allow non-deterministic GPU kernels (faster, not bitwise).")
-
-
-def main(argv):
-    del argv
-    runtime.configure(exact=not _INEXACT.value)
-    from jaxeval.progress import Progress
-    from jaxeval.studies import compare
-
-    result = compare.run(_CONFIG.value, workdir=_WORKDIR.value, log=None if _QUIET.value else print,
-                         progress=Progress(quiet=_QUIET.value))
-    print(compare.format_summary(result.summary))
-    print(f"results in {_WORKDIR.value} (wall time {result.manifest['wall_seconds']:.1f} s)")
-
+from jaxeval import cli
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main("compare", "configs/digits_compare.py")
