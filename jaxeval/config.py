@@ -138,6 +138,17 @@ def _get(cfg, field: str):
     return cfg
 
 
+def set_fields(cfg, values) -> ml_collections.ConfigDict:
+    """Sets dotted fields in place, ``set_fields(cfg, {"finetune.epochs": 3})``; returns ``cfg``."""
+    for field, value in values.items():
+        *path, last = field.split(".")
+        node = cfg
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return cfg
+
+
 def _check_optimizer(cfg, group: str) -> None:
     for f in ("epochs", "batch_size", "accum_steps"):
         _posint(cfg, f"{group}.{f}")

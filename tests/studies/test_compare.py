@@ -37,13 +37,7 @@ def small_config(**overrides):
     c.compare.num_resamples = 1000
     c.compare.num_permutations = 1000
     c.compare.power_simulations = 200
-    for k, v in overrides.items():
-        target = c
-        *path, last = k.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = v
-    return c
+    return config_lib.set_fields(c, overrides)
 
 
 @pytest.fixture(scope="module")

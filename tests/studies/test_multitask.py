@@ -44,13 +44,7 @@ def default_config():
 
 def tiny_config(**extra):
     c = default_config()
-    for k, v in {**OVERRIDES, **extra}.items():
-        target = c
-        *path, last = k.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = v
-    return c
+    return config_lib.set_fields(c, {**OVERRIDES, **extra})
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,7 @@ def tiny_config(**overrides):
     c.scaling.steps = 40
     c.scaling.families = FAMILIES
     c.scaling.num_resamples = 24
-    for k, v in overrides.items():
-        target = c
-        *path, last = k.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = v
-    return c
+    return config_lib.set_fields(c, overrides)
 
 
 @pytest.fixture(scope="module")

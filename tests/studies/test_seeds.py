@@ -28,13 +28,7 @@ def small_config(**overrides):
     c.finetune.modes = ("full",)
     c.num_seeds = 4
     c.chunk_width = 4
-    for k, v in overrides.items():
-        target = c
-        *path, last = k.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = v
-    return c
+    return config_lib.set_fields(c, overrides)
 
 
 @pytest.fixture(scope="module")

@@ -31,27 +31,14 @@ SMALL = {
 
 def small_config(**overrides):
     c = config_lib.base_config("variance")
-    for k, v in {**SMALL, **overrides}.items():
-        target = c
-        *path, last = k.split(".")
-        for p in path:
-            target = target[p]
-        target[last] = v
-    return c
+    return config_lib.set_fields(c, {**SMALL, **overrides})
 
 
 CONFIG_FILE = """
-from jaxeval.config import base_config
+from jaxeval.config import base_config, set_fields
 
 def get_config():
-    c = base_config("variance")
-    for k, v in {items!r}.items():
-        t = c
-        *path, last = k.split(".")
-        for p in path:
-            t = t[p]
-        t[last] = v
-    return c
+    return set_fields(base_config("variance"), {items!r})
 """
 
 
