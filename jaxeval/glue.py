@@ -1,6 +1,6 @@
 """GLUE and SuperGLUE benchmark scores from per-task results.
 
-The rule (checked on the leaderboard rows in ``shared/data/reference/*_leaderboard.csv``):
+The rule (checked on the leaderboard rows vendored in ``tests/data/*_leaderboard.csv``):
 
 * A task reported with two metrics (a cell ``"a/b"``) scores the plain mean of the two:
   MRPC F1/acc, STS-B Pearson/Spearman, QQP F1/acc; SuperGLUE CB F1/acc, MultiRC F1a/EM,

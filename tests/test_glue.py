@@ -2,10 +2,10 @@
 
 import csv
 import math
-import os
-from pathlib import Path
 
 import pytest
+
+from tests.reference import reference_path
 
 from jaxeval.glue import (
     GLUE_TASKS,
@@ -16,21 +16,12 @@ from jaxeval.glue import (
     task_scores,
 )
 
-_ROOT = Path(__file__).resolve().parents[1]
-# The leaderboard tables: $JAXEVAL_REFERENCE_DATA, else shared/ in or beside the checkout.
-_CANDIDATES = [Path(p) for p in [os.environ.get("JAXEVAL_REFERENCE_DATA", "")] if p] + [
-    _ROOT / "shared" / "data" / "reference",
-    _ROOT.parent / "shared" / "data" / "reference",
-]
 GLUE_COLUMNS = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI-m", "MNLI-mm", "QNLI", "RTE", "WNLI", "AX"]
 SUPERGLUE_COLUMNS = ["BoolQ", "CB", "COPA", "MultiRC", "ReCoRD", "RTE", "WiC", "WSC", "AX-b", "AX-g"]
 
 
 def _rows(name, columns):
-    found = [d / name for d in _CANDIDATES if (d / name).exists()]
-    if not found:
-        pytest.fail(f"reference file {name} not found in {[str(d) for d in _CANDIDATES]}")
-    path = found[0]
+    path = reference_path(name)
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert rows, path

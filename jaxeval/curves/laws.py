@@ -31,14 +31,8 @@ EPOCH_ESTIMATE = {"E": 1.82, "A": 482.01, "alpha": 0.3478, "B": 2085.43, "beta":
 HOFFMANN_ESTIMATE = {"E": 1.69, "A": 406.4, "alpha": 0.34, "B": 410.7, "beta": 0.28}
 
 CHINCHILLA_CSV = "chinchilla_svg_extracted_data.csv"
-
-
-def reference_data_dir() -> Path:
-    """``$JAXEVAL_REFERENCE_DATA`` or ``<repo>/../shared/data/reference``."""
-    env = os.environ.get("JAXEVAL_REFERENCE_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "reference"
+# Shipped with the package (source and licence: data/README.md).
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def chinchilla_data(path: str | os.PathLike | None = None, *, drop_highest: int = 5):
@@ -47,9 +41,9 @@ def chinchilla_data(path: str | os.PathLike | None = None, *, drop_highest: int 
     ``D = FLOP / (6 N)``; rows with a missing value are dropped; then the ``drop_highest``
     highest losses are dropped with Epoch's rule (keep ``loss < sorted(loss)[-drop_highest]``).
     """
-    path = Path(path) if path is not None else reference_data_dir() / CHINCHILLA_CSV
+    path = Path(path) if path is not None else DATA_DIR / CHINCHILLA_CSV
     if not path.exists():
-        raise FileNotFoundError(f"Chinchilla data not found at {path}; set JAXEVAL_REFERENCE_DATA or pass path=")
+        raise FileNotFoundError(f"Chinchilla data not found at {path}; pass path= to a copy of Epoch AI's svg_extracted_data.csv")
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     try:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxeval.curves import laws
+from tests.reference import reference_path
 from jaxeval.curves.families import get_family
 from jaxeval.curves.select import backtest
 
@@ -67,7 +67,7 @@ def test_backtest_prefers_a_broken_power_law_on_4_digit_addition():
     size has a sharp drop after n ~ 500 that no single power law follows; a broken power law with
     one break does. Backtested on the 14 points they fitted, BNSL must win; refitted on all 14, it
     must extrapolate to their 3 held-out sizes (800-928) far better than the power law."""
-    path = laws.reference_data_dir() / "bnsl_4digit_addition.csv"
+    path = reference_path("bnsl_4digit_addition.csv")
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     x = np.array([float(r["train_set_size"]) for r in rows])
